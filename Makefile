@@ -1,0 +1,48 @@
+# erpguard: one command surface. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+NODE_OPTIONS_JEST := --experimental-vm-modules
+STAMP := node_modules/.install-stamp
+
+.PHONY: help setup build lint fmt typecheck test test-unit test-integration bench bench-decision demo clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): package.json package-lock.json
+	@node -e 'const [maj,min]=process.versions.node.split(".").map(Number); if (maj<20) { console.error("erpguard needs Node.js >= 20 (found " + process.version + ")"); process.exit(1); }'
+	npm ci --no-audit --no-fund
+	@touch $(STAMP)
+
+setup: $(STAMP) ## Install dependencies (npm ci)
+
+build: $(STAMP) ## Compile TypeScript into dist/
+	npx tsc -p tsconfig.build.json
+
+typecheck: $(STAMP) ## Type-check everything, tests included
+	npx tsc -p tsconfig.json --noEmit
+
+lint: $(STAMP) ## ESLint (type-aware, dependency rule) + Prettier + type-check
+	npx tsc -p tsconfig.json --noEmit
+	npx eslint .
+	npx prettier --check .
+
+fmt: $(STAMP) ## Format with Prettier
+	npx prettier --write .
+
+test: $(STAMP) ## Unit and integration tests (jest)
+	NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest $(JEST_ARGS)
+
+test-unit: $(STAMP) ## Unit tests only (pkg/, cmd/)
+	NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest pkg cmd $(JEST_ARGS)
+
+bench: bench-decision ## Run every benchmark
+
+bench-decision: build ## Decision engine: ns per decision at 10/1,000/10,000 rules
+	node dist/bench/decision/main.js
+
+demo: build ## The whole system on one machine (local mode)
+	@echo "make demo: not yet available (the local-mode demo lands with issue 7)." >&2; exit 1
+
+clean: ## Remove build output
+	rm -rf dist coverage
