@@ -4,7 +4,7 @@ SHELL := /bin/bash
 NODE_OPTIONS_JEST := --experimental-vm-modules
 STAMP := node_modules/.install-stamp
 
-.PHONY: help setup build lint fmt typecheck test test-unit test-integration bench bench-decision demo clean
+.PHONY: help setup build lint fmt typecheck test test-unit bench bench-decision bench-ca bench-webhook demo clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -36,10 +36,16 @@ test: $(STAMP) ## Unit and integration tests (jest)
 test-unit: $(STAMP) ## Unit tests only (pkg/, cmd/)
 	NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest pkg cmd $(JEST_ARGS)
 
-bench: bench-decision ## Run every benchmark
+bench: bench-decision bench-ca bench-webhook ## Run every benchmark
 
 bench-decision: build ## Decision engine: ns per decision at 10/1,000/10,000 rules
 	node dist/bench/decision/main.js
+
+bench-ca: build ## CA: certificates per second, SignCertificate p50/p99 over gRPC
+	node dist/bench/ca/main.js
+
+bench-webhook: build ## Admission webhook: req/s and p50/p99 at 50 and 200 concurrent
+	node dist/bench/webhook/main.js
 
 demo: build ## The whole system on one machine (local mode)
 	@echo "make demo: not yet available (the local-mode demo lands with issue 7)." >&2; exit 1
