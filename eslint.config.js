@@ -131,6 +131,12 @@ export default tseslint.config(
     },
   },
   {
+    // Tests may use shared builders and fixtures under test/.
+    files: ['pkg/**/*.test.ts'],
+    ignores: ['pkg/kube/**'],
+    rules: { 'no-restricted-imports': ['error', { paths: [kubeOnlyInPkgKube] }] },
+  },
+  {
     files: ['**/*.test.ts', 'test/**/*.ts', 'bench/**/*.ts', 'cmd/**/*.ts'],
     rules: {
       '@typescript-eslint/explicit-module-boundary-types': 'off',
