@@ -6,3 +6,4 @@ export * from './load.js';
 export * from './selector.js';
 export * from './validate.js';
 export * from './verify.js';
+export * from './collect.js';

@@ -1,0 +1,108 @@
+/**
+ * The erpguard CLI (also installed as `kubectl-erpguard`). Pure dispatch over injected I/O; cmd/
+ * supplies the real streams, clock and cluster client.
+ */
+import { describeError, ErpguardError, ErrorCode } from '../errors/errors.js';
+import { ExitCode } from './io.js';
+import type { CliIo } from './io.js';
+import { runCheck, runHash, runLint, runVerify } from './policy-commands.js';
+
+export type CommandRunner = (args: readonly string[], io: CliIo) => Promise<ExitCode>;
+
+export interface Command {
+  summary: string;
+  usage: string;
+  run: CommandRunner;
+}
+
+const COMMON = `
+Common flags:
+  -h, --help     show help for the command
+      --debug    print stack traces on errors
+`;
+
+export const POLICY_COMMANDS: Record<string, Command> = {
+  lint: {
+    summary: 'Least-privilege lint of policy files',
+    usage: `erpguard lint FILE|DIR... [-o table|json] [--now TIME]
+
+Validates every ErpIntegrationPolicy in the files (directories are walked for .yaml, .yml, .json)
+and runs the least-privilege lint. Prints one row per finding. Exit 1 when there are errors.`,
+    run: runLint,
+  },
+  hash: {
+    summary: 'Print the canonical spec hash of each policy',
+    usage: `erpguard hash FILE|DIR... [-o table|json] [--canonical]
+
+The spec hash that approvals are bound to (docs/reference/spec-hash.md). --canonical also prints
+the canonical JSON that was hashed.`,
+    run: runHash,
+  },
+  verify: {
+    summary: 'Print the Verified condition of each policy',
+    usage: `erpguard verify FILE|DIR... [--reviewers GROUPS] [--reviewer-users USERS] [--now TIME] [-o table|json]
+
+Runs the same verification as the controller: lint, approval bound to the current spec hash,
+approver in a reviewer group and not the last author, validUntil not passed. Reviewer groups
+default to $ERPGUARD_REVIEWERS or 'erp-reviewers'. Exit 1 when any policy is not verified.`,
+    run: runVerify,
+  },
+  check: {
+    summary: 'Decide one call against a directory of policies',
+    usage: `erpguard check --policies DIR --from SPIFFE_ID|MODULE --to MODULE
+                 (--method M --path P | --grpc /package.Service/Method)
+                 [-n NAMESPACE] [--reviewers GROUPS] [--assume-approved] [--now TIME] [-o table|json]
+
+Only verified policies are enforced, as in the sidecar; --assume-approved also counts policies
+whose only gap is a missing approval (to test a policy before review). A SPIFFE ID's service
+account names the caller's module. Exit 0 allowed, 3 denied.`,
+    run: runCheck,
+  },
+};
+
+function topHelp(commands: Record<string, Command>): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  const list = Object.entries(commands)
+    .map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`)
+    .join('\n');
+  return `erpguard: zero-trust policies for the traffic between ERP modules
+
+Usage: erpguard COMMAND [flags]   (also: kubectl erpguard COMMAND)
+
+Commands:
+${list}
+
+Run 'erpguard COMMAND --help' for a command's flags.
+`;
+}
+
+/** Runs the CLI; never throws. Errors go to stderr as one line (stack with --debug). */
+export async function runCli(
+  argv: readonly string[],
+  io: CliIo,
+  commands: Record<string, Command> = POLICY_COMMANDS,
+): Promise<number> {
+  const [name, ...rest] = argv;
+  const debug = rest.includes('--debug');
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.stdout(topHelp(commands));
+    return name === undefined ? ExitCode.Usage : ExitCode.Ok;
+  }
+  const command = commands[name];
+  if (!command) {
+    io.stderr(`error: unknown command ${JSON.stringify(name)}; run 'erpguard --help'\n`);
+    return ExitCode.Usage;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    io.stdout(`${command.usage}\n${COMMON}`);
+    return ExitCode.Ok;
+  }
+  try {
+    return await command.run(rest, io);
+  } catch (error: unknown) {
+    io.stderr(`error: ${describeError(error)}\n`);
+    if (debug && error instanceof Error && error.stack) io.stderr(`${error.stack}\n`);
+    const usage = error instanceof ErpguardError && error.code === ErrorCode.InvalidArgument;
+    return usage ? ExitCode.Usage : ExitCode.Findings;
+  }
+}
