@@ -24,7 +24,7 @@ export function parseFlags(
       allowPositionals,
       strict: true,
     });
-    return { values: values as ParsedArgs['values'], positionals };
+    return { values, positionals };
   } catch (error: unknown) {
     const message =
       error instanceof Error ? (error.message.split('\n')[0] ?? error.message) : String(error);

@@ -108,7 +108,13 @@ export async function runLint(args: readonly string[], io: CliIo): Promise<ExitC
     io.stdout(
       formatTable(
         ['POLICY', 'SEVERITY', 'CODE', 'FIELD', 'MESSAGE'],
-        rows.map((r) => [r.policy, r.severity, r.code, r.field, r.message.replace(`${r.field}: `, '')]),
+        rows.map((r) => [
+          r.policy,
+          r.severity,
+          r.code,
+          r.field,
+          r.message.replace(`${r.field}: `, ''),
+        ]),
       ),
     );
   }

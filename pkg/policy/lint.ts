@@ -289,7 +289,9 @@ const checkRuleOverlap: Check = (policy) => {
       );
       return;
     }
-    const shadow = rules.findIndex((other, j) => j !== i && ruleCovers(other, rule) && !ruleCovers(rule, other));
+    const shadow = rules.findIndex(
+      (other, j) => j !== i && ruleCovers(other, rule) && !ruleCovers(rule, other),
+    );
     if (shadow !== -1) {
       out.push(
         finding(

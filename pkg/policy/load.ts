@@ -114,7 +114,8 @@ function checkExpandedSize(root: unknown, file: string, maxNodes: number): void 
       );
     }
     if (Array.isArray(node)) stack.push(...(node as unknown[]));
-    else if (node !== null && typeof node === 'object') stack.push(...Object.values(node));
+    else if (node !== null && typeof node === 'object')
+      stack.push(...Object.values(node as Record<string, unknown>));
   }
 }
 

@@ -228,9 +228,9 @@ function list(
       FieldErrorCode.TooMany,
       `${field}: Too many: ${value.length}: must have at most ${max} items`,
     );
-    return value.slice(0, max);
+    return (value as unknown[]).slice(0, max);
   }
-  return value;
+  return value as unknown[];
 }
 
 function duplicates(c: Collector, values: readonly unknown[], field: string): void {
