@@ -55,7 +55,7 @@ export function parseSelector(text: string): SelectorParse {
       rest = rest.slice(index[0].length);
       continue;
     }
-    const quoted = /^\['([^'\\\]]{1,128})'\]/.exec(rest);
+    const quoted = /^\['([^'\\\]]+)'\]/.exec(rest);
     if (quoted?.[1] !== undefined) {
       steps.push({ kind: 'field', name: quoted[1] });
       rest = rest.slice(quoted[0].length);

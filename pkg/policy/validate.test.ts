@@ -305,6 +305,25 @@ describe('validatePolicyDocument', () => {
     if (text) expect(error?.message).toMatch(text);
   });
 
+  it.each([
+    ['2027-06-31T00:00:00Z', false],
+    ['2027-02-29T00:00:00Z', false],
+    ['2028-02-29T00:00:00Z', true],
+    ['2027-06-30T24:00:00Z', false],
+    ['2027-06-30T23:59:59.123+02:00', true],
+  ])('validUntil %s is valid: %s', (validUntil, valid) => {
+    const result = validatePolicyDocument(buildPolicy(withSpec({ validUntil })));
+    expect(result.errors.some((e) => e.field === 'spec.validUntil')).toBe(!valid);
+  });
+
+  it.each([
+    ['1ns', true],
+    ['0h0m', false],
+  ])('certificateTTL %s is valid: %s', (certificateTTL, valid) => {
+    const result = validatePolicyDocument(buildPolicy(withSpec({ certificateTTL })));
+    expect(result.errors.some((e) => e.field === 'spec.certificateTTL')).toBe(!valid);
+  });
+
   it.each([42, 'text', [], [buildPolicy()]])('rejects a non-object document %#', (doc) => {
     const result = validatePolicyDocument(doc);
     expect(result.errors).toHaveLength(1);

@@ -73,6 +73,27 @@ const PARAM_SEGMENT = /^\{[A-Za-z_][A-Za-z0-9_]*\}$/;
 const LITERAL_SEGMENT = /^[A-Za-z0-9\-._~!$&'()*+,=:@]+$/;
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
 
+/** RFC 3339 with a real calendar date and time (`2027-06-31` is refused, not rolled over). */
+export function isRfc3339(text: string): boolean {
+  const match = RFC3339.exec(text);
+  if (!match) return false;
+  const [date = '', time = ''] = text.split(/[Tt]/);
+  const [year, month, day] = date.split('-').map(Number);
+  const [hour, minute, second] = time.slice(0, 8).split(':').map(Number);
+  if (year === undefined || month === undefined || day === undefined) return false;
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  return (
+    month >= 1 &&
+    month <= 12 &&
+    day >= 1 &&
+    day <= daysInMonth &&
+    (hour ?? 99) <= 23 &&
+    (minute ?? 99) <= 59 &&
+    (second ?? 99) <= 60 &&
+    !Number.isNaN(Date.parse(text))
+  );
+}
+
 const TOP_KEYS = ['apiVersion', 'kind', 'metadata', 'spec', 'status'];
 const META_KEYS = [
   'name',
@@ -503,7 +524,7 @@ export function parseApprovalAnnotation(
   if (obj) {
     requireString(c, obj['by'], `${field}.by`, 253);
     const at = requireString(c, obj['at'], `${field}.at`, 64);
-    if (at !== undefined && !RFC3339.test(at))
+    if (at !== undefined && !isRfc3339(at))
       c.error(
         `${field}.at`,
         FieldErrorCode.Invalid,
@@ -622,17 +643,16 @@ export function validatePolicyDocument(doc: unknown): ValidationResult {
     rateLimit(c, spec['rateLimit']);
     dataProtection(c, spec['dataProtection']);
     const ttl = optionalString(c, spec['certificateTTL'], 'spec.certificateTTL', LIMITS.duration);
-    if (ttl !== undefined) {
-      const ms = parseDuration(ttl);
-      if (ms === undefined || ms <= 0)
-        c.error(
-          'spec.certificateTTL',
-          FieldErrorCode.Invalid,
-          `spec.certificateTTL: Invalid value: ${quote(ttl)}: must be a positive duration like '30m' or '1h'`,
-        );
+    // Positive means some non-zero digit (what the CRD's CEL rule checks), not "rounds to 1 ms".
+    if (ttl !== undefined && (parseDuration(ttl) === undefined || !/[1-9]/.test(ttl))) {
+      c.error(
+        'spec.certificateTTL',
+        FieldErrorCode.Invalid,
+        `spec.certificateTTL: Invalid value: ${quote(ttl)}: must be a positive duration like '30m' or '1h'`,
+      );
     }
     const until = optionalString(c, spec['validUntil'], 'spec.validUntil', 64);
-    if (until !== undefined && (!RFC3339.test(until) || Number.isNaN(Date.parse(until)))) {
+    if (until !== undefined && !isRfc3339(until)) {
       c.error(
         'spec.validUntil',
         FieldErrorCode.Invalid,
