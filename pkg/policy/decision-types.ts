@@ -38,6 +38,10 @@ export const PathRejection = {
   EmptySegment: 'EmptySegment',
   PathParameter: 'PathParameter',
   Backslash: 'Backslash',
+  /** A raw character that RFC 3986 does not allow in a path (space, `"`, `<`, `{`, non-ASCII, ...). */
+  InvalidCharacter: 'InvalidCharacter',
+  /** `%25` followed by two hex digits (`%252F`): a second decoding would produce another escape. */
+  DoubleEncoding: 'DoubleEncoding',
 } as const;
 export type PathRejection = (typeof PathRejection)[keyof typeof PathRejection];
 
@@ -82,6 +86,8 @@ export interface Decision {
   normalizedPath?: string;
   /** The rule that allowed the call (Enforce or Audit mode; see `matched.mode`). */
   matched?: RuleRef;
+  /** The path template (`/api/v1/customers/{id}`) or gRPC pattern (`svc/Method`, `svc/*`) that matched. */
+  matchedTemplate?: string;
   /** Rate limit of the matched policy. */
   rateLimit?: RateLimit;
   /** Data protection of the matched policy (masks and tokenization apply to the response). */

@@ -7,3 +7,7 @@ export * from './selector.js';
 export * from './validate.js';
 export * from './verify.js';
 export * from './collect.js';
+export * from './compile.js';
+export * from './decide.js';
+export * from './normalize-path.js';
+export * from './path-template.js';

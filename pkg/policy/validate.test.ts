@@ -358,6 +358,7 @@ describe('pathTemplateProblem', () => {
     ['/api/', "must not end with '/' (write the path without it)"],
     ['/api//x', "must not contain empty segments ('//')"],
     ['/api/./x', "must not contain '.' or '..' segments"],
+    ['/api/.../x', "must not contain '.' or '..' segments"],
     ['/a;b', "must not contain ';' path parameters"],
     ['/a b', 'segment "a b" contains characters not allowed in a path'],
     ['/a\\b', 'segment "a\\\\b" contains characters not allowed in a path'],

@@ -302,7 +302,7 @@ export function pathTemplateProblem(path: string): string | undefined {
       return last
         ? "must not end with '/' (write the path without it)"
         : "must not contain empty segments ('//')";
-    if (segment === '.' || segment === '..') return "must not contain '.' or '..' segments";
+    if (/^\.+$/.test(segment)) return "must not contain '.' or '..' segments";
     if (segment === '**') {
       if (!last) return "'**' is only allowed as the last segment";
       continue;
