@@ -4,7 +4,7 @@ SHELL := /bin/bash
 NODE_OPTIONS_JEST := --experimental-vm-modules
 STAMP := node_modules/.install-stamp
 
-.PHONY: help setup build lint fmt typecheck test test-unit bench bench-decision bench-ca bench-webhook demo clean
+.PHONY: help setup build lint fmt typecheck test test-unit tools e2e bench bench-decision bench-ca bench-webhook demo clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -35,6 +35,12 @@ test: $(STAMP) ## Unit and integration tests (jest)
 
 test-unit: $(STAMP) ## Unit tests only (pkg/, cmd/)
 	NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest pkg cmd $(JEST_ARGS)
+
+tools: ## Build (or reuse) kube-apiserver, etcd, kubectl and helm for the e2e tier
+	@bash hack/build-tools.sh >/dev/null
+
+e2e: $(STAMP) ## Real-cluster suite: real kube-apiserver + etcd, kubectl, helm (builds them on first run)
+	ERPGUARD_TOOLS_BIN="$$(bash hack/build-tools.sh)" ERPGUARD_E2E=1 NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest --runInBand test/e2e $(JEST_ARGS)
 
 bench: bench-decision bench-ca bench-webhook ## Run every benchmark
 
