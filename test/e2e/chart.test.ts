@@ -69,7 +69,7 @@ describe('charts/erpguard', () => {
       .flatMap((o) =>
         (o['webhooks'] as Record<string, unknown>[]).map((w) => ({ kind: o.kind, ...w })),
       );
-    expect(webhooks.map((w) => w['name']).sort()).toEqual([
+    expect(webhooks.map((w) => String(w['name'])).sort()).toEqual([
       'pods.mutate.erpguard.io',
       'policies.mutate.erpguard.io',
       'policies.validate.erpguard.io',
