@@ -6,6 +6,8 @@ import { describeError, ErpguardError, ErrorCode } from '../errors/errors.js';
 import { ExitCode } from './io.js';
 import type { CliIo } from './io.js';
 import { runCheck, runHash, runLint, runVerify } from './policy-commands.js';
+import type { ClusterApiFactory } from './cluster-api.js';
+import { runApprove, runAudit, runStatus } from './cluster-commands.js';
 
 export type CommandRunner = (args: readonly string[], io: CliIo) => Promise<ExitCode>;
 
@@ -59,6 +61,42 @@ account names the caller's module. Exit 0 allowed, 3 denied.`,
     run: runCheck,
   },
 };
+
+const CONNECTION_HELP = `
+Cluster flags (as kubectl): --kubeconfig FILE (default $KUBECONFIG, ~/.kube/config),
+  --context NAME, -n/--namespace NS (default: the context's namespace).`;
+
+/** Commands that talk to a cluster through `factory` (pkg/kube in the real binary). */
+export function clusterCommands(factory: ClusterApiFactory): Record<string, Command> {
+  return {
+    approve: {
+      summary: 'Approve a policy in the cluster as the current user',
+      usage: `erpguard approve NAME [-n NAMESPACE] [--dry-run]     (kubectl erpguard approve NAME)
+
+Records an approval bound to the policy's current spec hash, as the user the API server
+authenticates. Refused locally when the spec fails validation or lint, or when you are its last
+author; the admission webhook enforces the same and also that you are a reviewer. The write is
+guarded by resourceVersion: if the spec changed since it was read, nothing is written.
+${CONNECTION_HELP}`,
+      run: runApprove(factory),
+    },
+    status: {
+      summary: 'Policies with their Verified state, reason and dependent workloads',
+      usage: `erpguard status [-n NAMESPACE | -A] [-o table|json]
+${CONNECTION_HELP}`,
+      run: runStatus(factory),
+    },
+    audit: {
+      summary: 'Workloads without verified policies, expiring approvals, over-broad rules',
+      usage: `erpguard audit [-n NAMESPACE | -A] [--expiring-within 30d] [-o table|json]
+
+Findings: IntegrationWithoutVerifiedPolicy and WorkloadWithoutModule (errors, exit 1),
+ApprovalExpiringSoon, PolicyNotReconciled and OverBroadRule (warnings).
+${CONNECTION_HELP}`,
+      run: runAudit(factory),
+    },
+  };
+}
 
 function topHelp(commands: Record<string, Command>): string {
   const width = Math.max(...Object.keys(commands).map((c) => c.length));

@@ -12,3 +12,4 @@ export * from './resources.js';
 export * from './secret-ca-store.js';
 export * from './token-review.js';
 export * from './writers.js';
+export * from './cli-cluster.js';
