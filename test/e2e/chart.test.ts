@@ -67,7 +67,9 @@ describe('charts/erpguard', () => {
     const webhooks = objects
       .filter((o) => o.kind.endsWith('WebhookConfiguration'))
       .flatMap((o) =>
-        (o['webhooks'] as Record<string, unknown>[]).map((w) => ({ kind: o.kind, ...w })),
+        (o['webhooks'] as Record<string, unknown>[]).map(
+          (w): Record<string, unknown> & { kind: string } => ({ ...w, kind: o.kind }),
+        ),
       );
     expect(webhooks.map((w) => String(w['name'])).sort()).toEqual([
       'pods.mutate.erpguard.io',

@@ -1,0 +1,11 @@
+export * from './codes.js';
+export * from './types.js';
+export * from './review.js';
+export * from './json-patch.js';
+export * from './injection.js';
+export * from './snapshot-index.js';
+export { parseIntegrations } from './gate.js';
+export { mutateReview, validateReview } from './handlers.js';
+export { admitOffline } from './offline.js';
+export type { OfflineAdmission } from './offline.js';
+export { specChanged } from './policy-admission.js';
