@@ -6,6 +6,7 @@ import { describeError, ErpguardError, ErrorCode } from '../errors/errors.js';
 import { ExitCode } from './io.js';
 import type { CliIo } from './io.js';
 import { runCheck, runHash, runLint, runVerify } from './policy-commands.js';
+import { runAdmit } from './admit-command.js';
 import type { ClusterApiFactory } from './cluster-api.js';
 import { runApprove, runAudit, runStatus } from './cluster-commands.js';
 
@@ -59,6 +60,18 @@ Only verified policies are enforced, as in the sidecar; --assume-approved also c
 whose only gap is a missing approval (to test a policy before review). A SPIFFE ID's service
 account names the caller's module. Exit 0 allowed, 3 denied.`,
     run: runCheck,
+  },
+  admit: {
+    summary: 'Run AdmissionReviews or manifests through the admission webhook offline',
+    usage: `erpguard admit (--review FILE | --manifest FILE) --policies DIR [-n NAMESPACE]
+               [--namespace-labels erpguard.io/enforce=true] [--service-accounts FILE]
+               [--user NAME --groups G1,G2] [--reviewers GROUPS] [--now TIME] [-o table|json]
+
+Runs the mutating then the validating handler of the webhook, exactly as the API server would
+call them, and prints the verdict per object (-o json: the AdmissionReview responses and the
+patched objects). --manifest wraps each object (Deployment, Pod, Job, ...) in a CREATE review.
+Exit 0 when everything is admitted, 3 when something is rejected.`,
+    run: runAdmit,
   },
 };
 

@@ -230,9 +230,86 @@ describe('erpguard check', () => {
   });
 });
 
+describe('erpguard admit', () => {
+  const admit = (manifest: string) =>
+    cli(
+      'admit',
+      '--manifest',
+      `examples/deployments/${manifest}.yaml`,
+      '--policies',
+      'examples/policies',
+      '--service-accounts',
+      'examples/deployments/service-accounts.yaml',
+      '-n',
+      'erp',
+      '--now',
+      NOW,
+      '-o',
+      'json',
+    );
+
+  it.each([
+    ['crm', 0, undefined],
+    ['bi', 0, undefined],
+    ['wms', 3, /IntegrationNotVerified: finance: .*ApprovalVoided/],
+    ['impostor', 3, /ServiceAccountModuleMismatch/],
+    ['unlabelled', 3, /ModuleLabelMissing/],
+    ['host-network', 3, /HostNetwork/],
+  ])(
+    'judges examples/deployments/%s.yaml with the webhook handlers (exit %d)',
+    async (manifest, code, message) => {
+      const result = await admit(manifest);
+      expect(result.code).toBe(code);
+      const [first] = JSON.parse(result.stdout) as {
+        response: { response: { allowed: boolean; status?: { message: string } } };
+      }[];
+      expect(first?.response.response.allowed).toBe(code === 0);
+      if (message) expect(first?.response.response.status?.message).toMatch(message);
+    },
+  );
+
+  it('runs a saved AdmissionReview and injects the sidecar into a module pod', async () => {
+    const review = JSON.parse(
+      await (
+        await import('node:fs/promises')
+      ).readFile('test/fixtures/admission/pod-create-replicaset.json', 'utf8'),
+    ) as { request: { namespace: string } };
+    const file = join(dir, 'review.json');
+    await writeFile(file, JSON.stringify(review));
+    const result = await cli(
+      'admit',
+      '--review',
+      file,
+      '--policies',
+      'examples/policies',
+      '-n',
+      review.request.namespace,
+      '--now',
+      NOW,
+      '-o',
+      'json',
+    );
+    const [first] = JSON.parse(result.stdout) as {
+      patchedObject?: { spec: { initContainers?: { name: string; restartPolicy?: string }[] } };
+    }[];
+    expect(first?.patchedObject?.spec.initContainers?.[0]).toMatchObject({
+      name: 'erpguard-proxy',
+      restartPolicy: 'Always',
+    });
+  });
+
+  it('refuses a review that is not an AdmissionReview, naming the field', async () => {
+    const file = join(dir, 'not-a-review.json');
+    await writeFile(file, JSON.stringify({ kind: 'Pod' }));
+    const result = await cli('admit', '--review', file, '--policies', 'examples/policies');
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^error: InvalidDocument: /);
+  });
+});
+
 describe('erpguard', () => {
   it('prints help for every command and rejects unknown ones', async () => {
-    for (const command of ['lint', 'hash', 'verify', 'check']) {
+    for (const command of ['lint', 'hash', 'verify', 'check', 'admit']) {
       const result = await cli(command, '--help');
       expect(result.code).toBe(0);
       expect(result.stdout).toContain(`erpguard ${command}`);
