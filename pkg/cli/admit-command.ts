@@ -68,7 +68,7 @@ export function reviewFor(
   user: { username: string; groups: string[] },
   uid: string,
 ): Obj {
-  const kind = String(object['kind'] ?? '');
+  const kind = typeof object['kind'] === 'string' ? object['kind'] : '';
   const resource = RESOURCES[kind];
   if (!resource)
     throw new ErpguardError(
@@ -130,7 +130,7 @@ async function serviceAccountsFrom(
         const module = labels[LABEL_MODULE];
         return {
           namespace: typeof meta['namespace'] === 'string' ? meta['namespace'] : namespace,
-          name: String(meta['name'] ?? ''),
+          name: typeof meta['name'] === 'string' ? meta['name'] : '',
           ...(typeof module === 'string' ? { module } : {}),
         };
       });
@@ -148,7 +148,7 @@ async function serviceAccountsFrom(
         : isObj(spec['template'])
           ? spec['template']
           : isObj(spec['jobTemplate'])
-            ? ((spec['jobTemplate'] as Obj)['spec'] as Obj | undefined)?.['template']
+            ? (spec['jobTemplate']['spec'] as Obj | undefined)?.['template']
             : undefined;
     if (!isObj(template)) return [];
     const labels =
@@ -219,7 +219,7 @@ export async function runAdmit(args: readonly string[], io: CliIo): Promise<Exit
       const meta = isObj(object['metadata']) ? object['metadata'] : {};
       const ns = typeof meta['namespace'] === 'string' ? meta['namespace'] : namespace;
       reviews.push({
-        label: `${String(object['kind'])}/${String(meta['name'] ?? meta['generateName'] ?? '?')}`,
+        label: `${typeof object['kind'] === 'string' ? object['kind'] : '?'}/${typeof meta['name'] === 'string' ? meta['name'] : typeof meta['generateName'] === 'string' ? meta['generateName'] : '?'}`,
         review: reviewFor(object, ns, user, randomUUID()),
         object,
       });
