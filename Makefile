@@ -4,7 +4,7 @@ SHELL := /bin/bash
 NODE_OPTIONS_JEST := --experimental-vm-modules
 STAMP := node_modules/.install-stamp
 
-.PHONY: help setup build lint fmt typecheck test test-unit tools e2e bench bench-decision bench-ca bench-webhook demo clean
+.PHONY: help setup build lint fmt typecheck test test-unit tools e2e bench bench-decision bench-ca bench-webhook bench-sidecar demo clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -42,7 +42,7 @@ tools: ## Build (or reuse) kube-apiserver, etcd, kubectl and helm for the e2e ti
 e2e: $(STAMP) ## Real-cluster suite: real kube-apiserver + etcd, kubectl, helm (builds them on first run)
 	ERPGUARD_TOOLS_BIN="$$(bash hack/build-tools.sh)" ERPGUARD_E2E=1 NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest --runInBand test/e2e $(JEST_ARGS)
 
-bench: bench-decision bench-ca bench-webhook ## Run every benchmark
+bench: bench-decision bench-ca bench-webhook bench-sidecar ## Run every benchmark
 
 bench-decision: build ## Decision engine: ns per decision at 10/1,000/10,000 rules
 	node dist/bench/decision/main.js
@@ -53,8 +53,11 @@ bench-ca: build ## CA: certificates per second, SignCertificate p50/p99 over gRP
 bench-webhook: build ## Admission webhook: req/s and p50/p99 at 50 and 200 concurrent
 	node dist/bench/webhook/main.js
 
-demo: build ## The whole system on one machine (local mode)
-	@echo "make demo: not yet available (the local-mode demo lands with issue 7)." >&2; exit 1
+bench-sidecar: build ## Sidecar: req/s and p50/p99 through the inbound mTLS sidecar vs peers
+	node dist/bench/sidecar/main.js
+
+demo: build ## The whole system on one machine, no cluster (DEMO_ARGS=--keep-running to leave it up)
+	node dist/cmd/erpguard/main.js demo $(DEMO_ARGS)
 
 clean: ## Remove build output
 	rm -rf dist coverage
