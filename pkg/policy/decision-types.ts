@@ -28,15 +28,25 @@ export type DecisionReason = (typeof DecisionReason)[keyof typeof DecisionReason
 
 /** Sub-codes for InvalidPath, so the audit log says exactly what was wrong. */
 export const PathRejection = {
+  /** The target does not start with `/` (absolute-form and `*` are not accepted here). */
   NotAbsolute: 'NotAbsolute',
+  /** The target is longer than the limit (default 2048 characters). */
   TooLong: 'TooLong',
+  /** A `%` not followed by two hex digits, or bytes that are not valid UTF-8 once decoded. */
   BadPercentEncoding: 'BadPercentEncoding',
+  /** An encoded `/`, `?` or `#` (`%2F`, `%3F`, `%23`): a second decoder would split differently. */
   EncodedSeparator: 'EncodedSeparator',
+  /** An encoded `.` (`%2E`): a way to smuggle dot segments past a matcher. */
   EncodedDot: 'EncodedDot',
+  /** NUL or another control character, raw or encoded. */
   ControlCharacter: 'ControlCharacter',
+  /** A `.` or `..` segment (or one made only of dots). */
   DotSegment: 'DotSegment',
+  /** An empty segment: `//`, or a trailing `/`. */
   EmptySegment: 'EmptySegment',
+  /** A `;` path parameter (raw or `%3B`), which some servers strip before routing. */
   PathParameter: 'PathParameter',
+  /** A backslash, raw or encoded (`%5C`), which some servers treat as `/`. */
   Backslash: 'Backslash',
   /** A raw character that RFC 3986 does not allow in a path (space, `"`, `<`, `{`, non-ASCII, ...). */
   InvalidCharacter: 'InvalidCharacter',

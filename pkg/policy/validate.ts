@@ -20,14 +20,23 @@ import { parseSelector } from './selector.js';
 
 /** Field error codes, after Kubernetes' field.ErrorType. */
 export const FieldErrorCode = {
+  /** A required field is missing or empty. */
   Required: 'FieldValueRequired',
+  /** The value has the right type but is not acceptable (the message says why). */
   Invalid: 'FieldValueInvalid',
+  /** The value is not one of the supported values (listed in the message). */
   NotSupported: 'FieldValueNotSupported',
+  /** The value repeats an earlier entry of the same list. */
   Duplicate: 'FieldValueDuplicate',
+  /** The string is longer than its bound. */
   TooLong: 'FieldValueTooLong',
+  /** The list has more items than its bound. */
   TooMany: 'FieldValueTooMany',
+  /** The value has the wrong type (e.g. a string where a number belongs). */
   TypeInvalid: 'FieldValueTypeInvalid',
+  /** The field may not be set here. */
   Forbidden: 'FieldValueForbidden',
+  /** The field is not part of the schema (in files a typo is an error, not pruned). */
   Unknown: 'FieldUnknown',
 } as const;
 export type FieldErrorCode = (typeof FieldErrorCode)[keyof typeof FieldErrorCode];

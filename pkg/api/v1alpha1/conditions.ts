@@ -26,8 +26,11 @@ export type VerifiedReason = (typeof VerifiedReason)[keyof typeof VerifiedReason
 
 /** Reasons of the Ready condition (controller: published to sidecars). */
 export const ReadyReason = {
+  /** Verified and published to the sidecars of the destination module. */
   Ready: 'Ready',
+  /** Not enforced because the Verified condition is False (its reason says why). */
   NotVerified: 'NotVerified',
+  /** Verified, but not yet published to the sidecars. */
   Pending: 'Pending',
 } as const;
 export type ReadyReason = (typeof ReadyReason)[keyof typeof ReadyReason];
