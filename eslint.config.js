@@ -53,7 +53,7 @@ export default tseslint.config(
       'dist/**',
       'node_modules/**',
       'coverage/**',
-      'hack/tools/**',
+      'hack/**',
       'jest.config.js',
       'eslint.config.js',
     ],

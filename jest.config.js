@@ -7,7 +7,8 @@ export default {
   testMatch: ['**/*.test.ts'],
   // test/e2e needs a real kube-apiserver, etcd, kubectl and helm: `make e2e` builds them and sets
   // ERPGUARD_E2E=1; `make test` leaves that tier out.
-  testPathIgnorePatterns: process.env.ERPGUARD_E2E === '1' ? ['/node_modules/'] : ['/node_modules/', '/test/e2e/'],
+  testPathIgnorePatterns:
+    process.env.ERPGUARD_E2E === '1' ? ['/node_modules/'] : ['/node_modules/', '/test/e2e/'],
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: {
     '^(\\.{1,2}/.*)\\.js$': '$1',

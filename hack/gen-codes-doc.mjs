@@ -31,8 +31,12 @@ export function codesOf(file, name) {
   for (const raw of body.split('\n').slice(1)) {
     const line = raw.trim();
     if (line.startsWith('/**') || line.startsWith('*') || line.startsWith('//')) {
-      const part = line.replace(/^\/\*\*|\*\/$|^\*\/?|^\/\//g, '').replace(/\*\/$/, '').trim();
-      if (!line.startsWith('//') || !line.startsWith('// ---')) comment = `${comment} ${part}`.trim();
+      const part = line
+        .replace(/^\/\*\*|\*\/$|^\*\/?|^\/\//g, '')
+        .replace(/\*\/$/, '')
+        .trim();
+      if (!line.startsWith('//') || !line.startsWith('// ---'))
+        comment = `${comment} ${part}`.trim();
       continue;
     }
     const match = /^([A-Za-z0-9]+):\s*'([A-Za-z0-9]+)',?$/.exec(line);
@@ -54,8 +58,16 @@ export function render() {
     '',
   ];
   for (const [title, file, name] of SOURCES) {
-    out.push(`## ${title}`, '', `\`${name}\` in \`${file}\`.`, '', '| code | meaning |', '|---|---|');
-    for (const { code, meaning } of codesOf(file, name)) out.push(`| \`${code}\` | ${meaning.replace(/\|/g, '\\|') || '—'} |`);
+    out.push(
+      `## ${title}`,
+      '',
+      `\`${name}\` in \`${file}\`.`,
+      '',
+      '| code | meaning |',
+      '|---|---|',
+    );
+    for (const { code, meaning } of codesOf(file, name))
+      out.push(`| \`${code}\` | ${meaning.replace(/\|/g, '\\|') || '—'} |`);
     out.push('');
   }
   return out.join('\n');
