@@ -244,6 +244,7 @@ function policy(name: string, path: string, masked: boolean): ErpIntegrationPoli
 }
 
 async function main(): Promise<void> {
+  const loadAtStart = round((await import('node:os')).loadavg()[0] ?? 0, 2);
   const dir = mkdtempSync(join(tmpdir(), 'erpguard-bench-sidecar-'));
   const children: ChildProcess[] = [];
   const load = has('wrk') ? wrk : nodeLoad;
@@ -411,6 +412,8 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       node: process.version,
       cpus: (await import('node:os')).cpus().length,
+      // The machine may be shared: a load average above the core count inflates every number.
+      loadAverage1mAtStart: loadAtStart,
       loadGenerator: load === wrk ? 'wrk' : 'node',
       sidecarNodeFlags: SIDECAR_NODE_ARGS.join(' '),
       durationSeconds: DURATION_S,
@@ -442,6 +445,7 @@ async function main(): Promise<void> {
       `req/s per core, erpguard / haproxy: ${result.rps_per_core_ratio_vs_haproxy ?? 'n/a'} at 32 connections, ${result.rps_per_core_ratio_vs_haproxy_c1 ?? 'n/a'} at 1 (target >= 0.5)`,
       `added p50 at 1 connection, erpguard / haproxy: ${result.added_p50_ratio_vs_haproxy_c1 ?? 'n/a'} (target <= 2)`,
       `sidecar RSS: ${result.rss_mb} MB now, ${result.rss_peak_mb} MB peak (target <= 60)`,
+      `load average at start: ${loadAtStart} on ${result.cpus} cores`,
       ...notes.map((n) => `note: ${n}`),
     ];
     process.stdout.write(`${lines.join('\n')}\n`);

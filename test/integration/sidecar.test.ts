@@ -707,7 +707,7 @@ describe('sidecar (inbound, outbound, audit) over real mTLS', () => {
       try {
         const r = await new Promise<{ status: number; grpc: unknown; body: string }>(
           (resolve, reject) => {
-            const s = session.request(headers);
+            const s = session.request(headers, { endStream: true });
             let text = '';
             let st = 0;
             let grpcStatus: unknown;
