@@ -30,7 +30,7 @@ lint: $(STAMP) ## ESLint (type-aware, dependency rule) + Prettier + type-check
 fmt: $(STAMP) ## Format with Prettier
 	npx prettier --write .
 
-test: $(STAMP) ## Unit and integration tests (jest)
+test: build ## Unit and integration tests (jest; builds first: some tests run the compiled binaries)
 	NODE_OPTIONS=$(NODE_OPTIONS_JEST) npx jest $(JEST_ARGS)
 
 test-unit: $(STAMP) ## Unit tests only (pkg/, cmd/)

@@ -6,6 +6,8 @@
  * outbound proxy and the admin endpoints until SIGTERM.
  */
 import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { load } from 'js-yaml';
 import { randomBytes } from 'node:crypto';
 import { Registry } from 'prom-client';
 import { startSidecar } from '../../pkg/sidecar/sidecar.js';
@@ -18,8 +20,61 @@ import {
 } from '../../pkg/workload-identity/index.js';
 import { policySourceFrom, tlsSourceFrom } from '../shared/identity-sources.js';
 
+/**
+ * Settings come from, in order: flags (`--module finance`), a config file (`--config FILE`, YAML
+ * with the same keys as the flags), then the environment the injector sets (ERPGUARD_MODULE, ...).
+ */
+const FLAGS = {
+  module: 'ERPGUARD_MODULE',
+  namespace: 'ERPGUARD_NAMESPACE',
+  'trust-domain': 'ERPGUARD_TRUST_DOMAIN',
+  'cluster-domain': 'ERPGUARD_CLUSTER_DOMAIN',
+  controller: 'ERPGUARD_CONTROLLER_ADDRESS',
+  'app-port': 'ERPGUARD_APP_PORT',
+  'inbound-port': 'ERPGUARD_INBOUND_PORT',
+  'outbound-port': 'ERPGUARD_OUTBOUND_PORT',
+  'admin-port': 'ERPGUARD_ADMIN_PORT',
+  'token-file': 'ERPGUARD_TOKEN_FILE',
+  'trust-bundle-file': 'ERPGUARD_TRUST_BUNDLE_FILE',
+  'tokenize-key-file': 'ERPGUARD_TOKENIZE_KEY_FILE',
+  'audit-log': 'ERPGUARD_AUDIT_LOG',
+  'module-accounts': 'ERPGUARD_MODULE_ACCOUNTS',
+} as const;
+const settings = new Map<string, string>();
+try {
+  const { values } = parseArgs({
+    options: {
+      config: { type: 'string' },
+      ...Object.fromEntries(Object.keys(FLAGS).map((f) => [f, { type: 'string' as const }])),
+    },
+    strict: true,
+  });
+  if (typeof values.config === 'string') {
+    const file = load(readFileSync(values.config, 'utf8'), { maxAliases: 0 });
+    if (typeof file !== 'object' || file === null || Array.isArray(file))
+      throw new Error(`${values.config}: expected a map of settings`);
+    for (const [key, value] of Object.entries(file)) {
+      const name = FLAGS[key as keyof typeof FLAGS] as string | undefined;
+      if (name === undefined)
+        throw new Error(
+          `${values.config}: unknown setting ${JSON.stringify(key)} (known: ${Object.keys(FLAGS).join(', ')})`,
+        );
+      settings.set(name, String(value));
+    }
+  }
+  for (const [flag, name] of Object.entries(FLAGS)) {
+    const value = (values as Record<string, unknown>)[flag];
+    if (typeof value === 'string') settings.set(name, value);
+  }
+} catch (error) {
+  process.stderr.write(
+    `erpguard-proxy: InvalidConfig: ${error instanceof Error ? error.message : String(error)}\n`,
+  );
+  process.exit(2);
+}
+
 const env = (name: string, fallback?: string): string => {
-  const value = process.env[name] ?? fallback;
+  const value = settings.get(name) ?? process.env[name] ?? fallback;
   if (value === undefined || value === '') {
     process.stderr.write(
       `erpguard-proxy: InvalidConfig: environment variable ${name} is required\n`,
@@ -30,8 +85,11 @@ const env = (name: string, fallback?: string): string => {
 };
 const port = (name: string, fallback: string): number => {
   const value = Number(env(name, fallback));
-  if (!Number.isInteger(value) || value < 1 || value > 65535) {
-    process.stderr.write(`erpguard-proxy: InvalidConfig: ${name} must be a port number\n`);
+  // 0 asks the OS for a free port (tests, local runs).
+  if (!Number.isInteger(value) || value < 0 || value > 65535) {
+    process.stderr.write(
+      `erpguard-proxy: InvalidConfig: ${name} must be a port number (0-65535)\n`,
+    );
     process.exit(2);
   }
   return value;
@@ -52,7 +110,7 @@ const logger = createLogger('sidecar', { fields: { module, namespace } });
  */
 function serviceResolver(): DestinationResolver {
   const accounts = new Map(
-    (process.env['ERPGUARD_MODULE_ACCOUNTS'] ?? '')
+    (settings.get('ERPGUARD_MODULE_ACCOUNTS') ?? process.env['ERPGUARD_MODULE_ACCOUNTS'] ?? '')
       .split(',')
       .filter(Boolean)
       .map((entry) => {
@@ -122,7 +180,7 @@ const sidecar = await startSidecar({
   registry,
   logger,
 });
-logger.info('sidecar started', {
+logger.info('erpguard-proxy ready', {
   inbound: sidecar.inboundPort,
   outbound: sidecar.outboundPort,
   admin: sidecar.adminPort,
