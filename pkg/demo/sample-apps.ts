@@ -172,29 +172,40 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
 
 function handler(module: SampleModule) {
   return (req: IncomingMessage, res: ServerResponse): void => {
-    void (async () => {
-      const body = await readBody(req);
-      const path = (req.url ?? '/').split('?')[0] ?? '/';
-      let result: { status: number; body: unknown } = notFound;
-      for (const route of ROUTES[module]) {
-        const match = route.method === req.method ? route.pattern.exec(path) : null;
-        if (match) {
-          result = route.handle(match, body);
-          break;
-        }
-      }
-      const payload = JSON.stringify(result.body);
-      res.writeHead(result.status, {
-        'content-type': 'application/json',
-        'content-length': Buffer.byteLength(payload),
-        'x-served-by': module,
-        // What the sidecar told the app about the caller, so the demo can show it.
-        'x-seen-caller': String(req.headers['x-erpguard-caller'] ?? ''),
-        'x-seen-caller-module': String(req.headers['x-erpguard-caller-module'] ?? ''),
-      });
-      res.end(payload);
-    })();
+    // A client that aborts mid-body (or any bug here) must cost one request, never the process
+    // that also hosts the controller and the sidecars in local mode.
+    respond(module, req, res).catch(() => {
+      if (!res.headersSent && !res.destroyed) res.writeHead(400).end();
+      else res.destroy();
+    });
   };
+}
+
+async function respond(
+  module: SampleModule,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  const body = await readBody(req);
+  const path = (req.url ?? '/').split('?')[0] ?? '/';
+  let result: { status: number; body: unknown } = notFound;
+  for (const route of ROUTES[module]) {
+    const match = route.method === req.method ? route.pattern.exec(path) : null;
+    if (match) {
+      result = route.handle(match, body);
+      break;
+    }
+  }
+  const payload = JSON.stringify(result.body);
+  res.writeHead(result.status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(payload),
+    'x-served-by': module,
+    // What the sidecar told the app about the caller, so the demo can show it.
+    'x-seen-caller': String(req.headers['x-erpguard-caller'] ?? ''),
+    'x-seen-caller-module': String(req.headers['x-erpguard-caller-module'] ?? ''),
+  });
+  res.end(payload);
 }
 
 export interface RunningApp {

@@ -3,7 +3,7 @@
  * (checked before reading), a limit on the number of files, only regular files, and directories
  * walked recursively for `.yaml`, `.yml` and `.json` in a stable (sorted) order.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { ErpguardError, ErrorCode } from '../errors/errors.js';
 import { DEFAULT_LOAD_LIMITS, parsePolicyText } from '../policy/load.js';
@@ -25,22 +25,51 @@ export interface PolicyInputs {
   problems: InputProblem[];
 }
 
-/** Lists the files named by `paths` (files as given, directories walked). */
-export async function listPolicyFiles(paths: readonly string[]): Promise<string[]> {
+/**
+ * Lists the files named by `paths` (files as given, directories walked). An entry that cannot be
+ * read (missing, dangling symlink, permission, a symlink loop) is reported and skipped: the rest
+ * is still listed, so one bad entry never hides the others — and a watcher never keeps serving
+ * an old state because one file became unreadable.
+ */
+export async function listPolicyFiles(
+  paths: readonly string[],
+): Promise<{ files: string[]; problems: InputProblem[] }> {
   const files: string[] = [];
+  const problems: InputProblem[] = [];
+  const seenDirs = new Set<string>();
+  const seenFiles = new Set<string>();
   const walk = async (path: string, explicit: boolean): Promise<void> => {
     let info;
+    let real;
     try {
       info = await stat(path);
+      real = await realpath(path);
     } catch (error: unknown) {
       const code = (error as NodeJS.ErrnoException).code;
-      throw new ErpguardError(
-        ErrorCode.FileUnreadable,
-        `${path}: ${code === 'ENOENT' ? 'no such file or directory' : `cannot read (${code ?? 'error'})`}`,
-      );
+      const why =
+        code === 'ENOENT'
+          ? 'no such file or directory'
+          : code === 'ELOOP'
+            ? 'symlink loop'
+            : `cannot read (${code ?? 'error'})`;
+      problems.push({ file: path, code: ErrorCode.FileUnreadable, message: `${path}: ${why}` });
+      return;
     }
     if (info.isDirectory()) {
-      const entries = (await readdir(path)).sort();
+      // A directory reached twice (symlinks) is walked once: no loops, no false duplicates.
+      if (seenDirs.has(real)) return;
+      seenDirs.add(real);
+      let entries: string[];
+      try {
+        entries = (await readdir(path)).sort();
+      } catch (error: unknown) {
+        problems.push({
+          file: path,
+          code: ErrorCode.FileUnreadable,
+          message: `${path}: cannot list (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+        });
+        return;
+      }
       for (const entry of entries) {
         if (entry.startsWith('.')) continue;
         await walk(join(path, entry), false);
@@ -49,10 +78,16 @@ export async function listPolicyFiles(paths: readonly string[]): Promise<string[
     }
     if (!info.isFile()) {
       if (explicit)
-        throw new ErpguardError(ErrorCode.FileUnreadable, `${path}: not a regular file`);
+        problems.push({
+          file: path,
+          code: ErrorCode.FileUnreadable,
+          message: `${path}: not a regular file`,
+        });
       return;
     }
     if (!explicit && !POLICY_EXTENSIONS.has(extname(path).toLowerCase())) return;
+    if (seenFiles.has(real)) return;
+    seenFiles.add(real);
     files.push(path);
     if (files.length > MAX_FILES) {
       throw new ErpguardError(
@@ -62,7 +97,7 @@ export async function listPolicyFiles(paths: readonly string[]): Promise<string[
     }
   };
   for (const path of paths) await walk(path, true);
-  return files;
+  return { files, problems };
 }
 
 /** Reads and parses every file; one bad file is reported and does not stop the others. */
@@ -70,9 +105,8 @@ export async function readPolicyInputs(
   paths: readonly string[],
   maxFileBytes = DEFAULT_MAX_FILE_BYTES,
 ): Promise<PolicyInputs> {
-  const files = await listPolicyFiles(paths);
+  const { files, problems } = await listPolicyFiles(paths);
   const documents: SourcedDocument[] = [];
-  const problems: InputProblem[] = [];
   for (const file of files) {
     try {
       const size = (await stat(file)).size;

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from '@jest/globals';
-import { cp, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { watchPolicyDirectory } from './policy-directory.js';
@@ -53,6 +53,24 @@ describe('watchPolicyDirectory', () => {
     expect(states.length).toBeGreaterThanOrEqual(2);
     expect(watcher.current().verified.map((p) => p.metadata.name)).not.toContain(
       'crm-reads-customers',
+    );
+  });
+
+  it('never keeps a stale approval because some other entry became unreadable (fail closed)', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'erpguard-policies-'));
+    await cp('examples/policies', dir, { recursive: true });
+    await symlink('missing.yaml', join(dir, 'dangling.yaml'));
+    const states: PolicyDirectoryState[] = [];
+    watcher = await watchPolicyDirectory({ dir, reviewers, now, onChange: (s) => states.push(s) });
+    expect(watcher.current().problems.map((p) => p.code)).toEqual(['FileUnreadable']);
+    expect(watcher.current().verified.map((p) => p.metadata.name)).toContain('crm-reads-customers');
+    await rm(join(dir, 'crm-reads-customers.yaml'));
+    await eventually(
+      () =>
+        !(
+          watcher?.current().verified.some((p) => p.metadata.name === 'crm-reads-customers') ?? true
+        ),
+      'the deleted policy to stop being enforced',
     );
   });
 

@@ -100,9 +100,26 @@ describe('erpguard lint', () => {
   it('says which path does not exist, in one line, without a stack trace', async () => {
     const result = await cli('lint', join(dir, 'missing.yaml'));
     expect(result.code).toBe(1);
-    expect(result.stderr).toBe(
-      `error: FileUnreadable: ${join(dir, 'missing.yaml')}: no such file or directory\n`,
+    expect(result.stderr.split('\n')[0]).toBe(
+      `error: FileUnreadable: ${join(dir, 'missing.yaml')}: no such file or directory`,
     );
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe('erpguard lint on a directory with bad entries', () => {
+  it('reports a dangling symlink and a symlink loop, and still lints every other file', async () => {
+    const { mkdir, symlink } = await import('node:fs/promises');
+    const tree = join(dir, 'links');
+    await mkdir(join(tree, 'sub'), { recursive: true });
+    await writeFile(join(tree, 'good.yaml'), dump(buildPolicy()));
+    await symlink('missing.yaml', join(tree, 'dangling.yaml'));
+    await symlink('..', join(tree, 'sub', 'up'));
+    const result = await cli('lint', tree, '--now', NOW);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/FileUnreadable: .*dangling\.yaml: no such file or directory/);
+    expect(result.stderr).toMatch(/1 policy checked/);
+    expect(result.stdout).not.toMatch(/FieldValueDuplicate/);
   });
 });
 
