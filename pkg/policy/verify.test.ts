@@ -65,6 +65,24 @@ describe('verifyPolicy', () => {
       message: /alice approved a spec they last edited/,
     },
     {
+      name: 'approved by its last author spelled differently',
+      modify: [withApproval(approval({ by: ' Alice ' })), withLastAuthor('alice')],
+      reason: 'SelfApproval',
+      message: /last edited/,
+    },
+    {
+      name: 'no last author recorded',
+      modify: [withApproval(approval())],
+      reason: 'LastAuthorUnknown',
+      message: /self-approval cannot be ruled out/,
+    },
+    {
+      name: 'an approval dated in the future',
+      modify: [withApproval(approval({ at: '2099-01-01T00:00:00Z' })), withLastAuthor('bob')],
+      reason: 'ApprovalInvalid',
+      message: /in the future/,
+    },
+    {
       name: 'approved by someone outside the reviewer groups',
       modify: [
         withApproval(approval({ by: 'mallory', groups: ['developers'] })),

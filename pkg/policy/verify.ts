@@ -4,8 +4,8 @@
  * for the deployment gate, and the CLI prints it, so all three always agree.
  *
  * The checks run in a fixed order and the first failure is the reason (cert-manager's policy
- * chain): InvalidSpec, Expired, LintFailed, NotApproved, ApprovalVoided, SelfApproval,
- * ApproverNotReviewer; otherwise Approved.
+ * chain): InvalidSpec, Expired, LintFailed, NotApproved, ApprovalVoided, ApprovalInvalid,
+ * LastAuthorUnknown, SelfApproval, ApproverNotReviewer; otherwise Approved.
  */
 import {
   ANNOTATION_APPROVAL,
@@ -52,6 +52,13 @@ export interface VerifyOptions extends Partial<Omit<LintOptions, 'now'>> {
   /** The spec's last author. Default: the `erpguard.io/last-author` annotation. */
   lastAuthor?: string;
 }
+
+/** Approvals dated further ahead than this are refused (clock skew between machines). */
+const APPROVAL_CLOCK_SKEW_MS = 5 * 60_000;
+
+/** User names compared the way identity providers treat them: trimmed, case-insensitive. */
+const sameUser = (a: string, b: string): boolean =>
+  a.trim().toLowerCase() === b.trim().toLowerCase();
 
 const shortHash = (hash: string): string => hash.replace(/^sha256:/, '').slice(0, 12);
 
@@ -132,8 +139,22 @@ export function verifyPolicy(
       rest,
     );
   }
+  if (Date.parse(approval.at) > now.getTime() + APPROVAL_CLOCK_SKEW_MS) {
+    return fail(
+      VerifiedReason.ApprovalInvalid,
+      `approval by ${approval.by} is dated ${approval.at}, in the future: it cannot be trusted`,
+      rest,
+    );
+  }
   const lastAuthor = options.lastAuthor ?? policy.metadata.annotations?.[ANNOTATION_LAST_AUTHOR];
-  if (lastAuthor !== undefined && lastAuthor === approval.by) {
+  if (lastAuthor === undefined || lastAuthor.trim() === '') {
+    return fail(
+      VerifiedReason.LastAuthorUnknown,
+      `no last author is recorded (${ANNOTATION_LAST_AUTHOR}), so self-approval cannot be ruled out`,
+      rest,
+    );
+  }
+  if (sameUser(lastAuthor, approval.by)) {
     return fail(
       VerifiedReason.SelfApproval,
       `${approval.by} approved a spec they last edited; another reviewer must approve it`,

@@ -21,6 +21,10 @@ export const VerifiedReason = {
   ApproverNotReviewer: 'ApproverNotReviewer',
   /** The spec does not pass semantic validation. */
   InvalidSpec: 'InvalidSpec',
+  /** No last author is recorded (`erpguard.io/last-author`), so self-approval cannot be ruled out. */
+  LastAuthorUnknown: 'LastAuthorUnknown',
+  /** The approval record is not credible (e.g. dated in the future). */
+  ApprovalInvalid: 'ApprovalInvalid',
 } as const;
 export type VerifiedReason = (typeof VerifiedReason)[keyof typeof VerifiedReason];
 
