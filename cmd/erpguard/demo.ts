@@ -194,7 +194,7 @@ export async function runDemo(args: readonly string[], io: CliIo): Promise<ExitC
         iban === '***' &&
         typeof email === 'string' &&
         email.startsWith('tok_'),
-      `${customer.status}: iban ${JSON.stringify(iban)} (masked), email ${JSON.stringify(email)} (tokenized, stable per value)`,
+      `${customer.status}: iban ${JSON.stringify(iban)} (masked), email ${JSON.stringify(email)} (tokenized: a keyed HMAC token, stable per value within this run)`,
     );
 
     out('\n2. crm tries to write an invoice in finance');
@@ -374,13 +374,20 @@ export async function runDemo(args: readonly string[], io: CliIo): Promise<ExitC
       chains.every((c) => c.ok),
       `${chains.reduce((n, c) => n + c.records, 0)} audit records, every hash chain verified`,
     );
-    for (const m of system.modules.values())
-      out(`   metrics of ${m.module}: http://127.0.0.1:${m.sidecar.adminPort}/metrics`);
+    if (keepRunning) {
+      for (const m of system.modules.values()) {
+        out(`   metrics of ${m.module}: http://127.0.0.1:${m.sidecar.adminPort}/metrics`);
+      }
+    } else {
+      out(
+        '   metrics: each sidecar serves /metrics on its admin port (run with --keep-running to scrape them)',
+      );
+    }
 
     const failedSteps = results.filter((r) => !r.ok);
     out(
       failedSteps.length === 0
-        ? `\nAll ${results.length} checks behaved as expected.`
+        ? `\nAll ${results.length} checks (9 steps) behaved as expected.`
         : `\n${failedSteps.length} of ${results.length} checks did NOT behave as expected: ${failedSteps.map((f) => f.step).join(', ')}`,
     );
     if (keepRunning) {
@@ -392,6 +399,7 @@ export async function runDemo(args: readonly string[], io: CliIo): Promise<ExitC
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
       });
+      out('Stopping: sidecars, apps, identity service and CA are shut down.');
     }
     return failedSteps.length === 0 ? ExitCode.Ok : ExitCode.Findings;
   } finally {
@@ -464,7 +472,7 @@ async function admissionTable(
       `${name}.yaml`,
       result.response.allowed ? 'admitted' : 'REJECTED',
       result.response.allowed ? '-' : (finding?.code ?? '?'),
-      result.response.allowed ? '' : (finding?.message ?? '').slice(0, 110),
+      result.response.allowed ? '' : (finding?.message ?? ''),
     ]);
   }
   return {

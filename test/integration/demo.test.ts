@@ -26,7 +26,7 @@ describe('erpguard demo', () => {
     const failures = stdout.split('\n').filter((line) => line.includes('FAIL'));
     expect(failures).toEqual([]);
     expect(code).toBe(0);
-    expect(stdout).toMatch(/All 11 checks behaved as expected\./);
+    expect(stdout).toMatch(/All 11 checks \(9 steps\) behaved as expected\./);
     expect(stdout).toMatch(/"iban":"\*\*\*"/);
     expect(stdout).toMatch(/403 NoMatchingRule/);
     expect(stdout).toMatch(/ApprovalVoided/);
