@@ -13,3 +13,4 @@ export * from './secret-ca-store.js';
 export * from './token-review.js';
 export * from './writers.js';
 export * from './cli-cluster.js';
+export * from './webhook-certs.js';
