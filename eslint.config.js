@@ -37,6 +37,7 @@ const PURE_CORE = [
   'pkg/admission/**',
   'pkg/reconcile/**',
   'pkg/conditions/**',
+  'pkg/spiffe/**',
 ];
 const noCmdOrTest = {
   group: ['**/cmd/**', '**/test/**'],

@@ -6,71 +6,11 @@
 import type { X509Certificate } from 'node:crypto';
 
 import { SidecarCode } from './codes.js';
+import { parseSpiffeId, parseSubjectAltNames } from '../spiffe/spiffe.js';
 import type { PeerIdentity } from './types.js';
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const TRUST_DOMAIN = /^[a-z0-9._-]{1,255}$/;
-
-export interface ParsedSpiffeId {
-  trustDomain: string;
-  namespace: string;
-  serviceAccount: string;
-}
-
-/** Parses `spiffe://<td>/ns/<ns>/sa/<sa>`; null for anything else. */
-export function parseSpiffeId(id: string): ParsedSpiffeId | null {
-  if (id.length > 2048 || !id.startsWith('spiffe://')) return null;
-  const parts = id.slice('spiffe://'.length).split('/');
-  if (parts.length !== 5) return null;
-  const [trustDomain, nsKey, namespace, saKey, serviceAccount] = parts;
-  if (
-    trustDomain === undefined ||
-    namespace === undefined ||
-    serviceAccount === undefined ||
-    nsKey !== 'ns' ||
-    saKey !== 'sa' ||
-    !TRUST_DOMAIN.test(trustDomain) ||
-    !DNS_LABEL.test(namespace) ||
-    serviceAccount.length > 253 ||
-    !DNS_SUBDOMAIN.test(serviceAccount)
-  ) {
-    return null;
-  }
-  return { trustDomain, namespace, serviceAccount };
-}
-
-/**
- * Splits Node's `subjectAltName` text (`URI:a, DNS:b`) into entries. Node JSON-quotes values that
- * contain separators, so a crafted URI cannot smuggle a second entry; anything malformed throws.
- */
-export function parseSubjectAltNames(text: string | undefined): { type: string; value: string }[] {
-  if (text === undefined || text === '') return [];
-  const out: { type: string; value: string }[] = [];
-  let rest = text;
-  while (rest.length > 0) {
-    const colon = rest.indexOf(':');
-    if (colon <= 0) throw new Error('malformed subjectAltName');
-    const type = rest.slice(0, colon);
-    rest = rest.slice(colon + 1);
-    let value: string;
-    if (rest.startsWith('"')) {
-      let end = 1;
-      while (end < rest.length && rest[end] !== '"') end += rest[end] === '\\' ? 2 : 1;
-      if (end >= rest.length) throw new Error('malformed subjectAltName');
-      value = JSON.parse(rest.slice(0, end + 1)) as string;
-      rest = rest.slice(end + 1);
-    } else {
-      const comma = rest.indexOf(', ');
-      value = comma < 0 ? rest : rest.slice(0, comma);
-      rest = comma < 0 ? '' : rest.slice(comma);
-    }
-    out.push({ type, value });
-    if (rest.startsWith(', ')) rest = rest.slice(2);
-    else if (rest.length > 0) throw new Error('malformed subjectAltName');
-  }
-  return out;
-}
+export { parseSpiffeId, parseSubjectAltNames } from '../spiffe/spiffe.js';
+export type { ParsedSpiffeId } from '../spiffe/spiffe.js';
 
 export type IdentityCheck =
   | { ok: true; identity: PeerIdentity }
