@@ -25,6 +25,7 @@ import { createKubeClients, loadKubeConfig } from '../../pkg/kube/client.js';
 import type { KubeClients } from '../../pkg/kube/client.js';
 import { SecretCaKeyStore } from '../../pkg/kube/secret-ca-store.js';
 import { TokenReviewAuthenticator } from '../../pkg/kube/token-review.js';
+import { TrustBundlePublisher } from '../../pkg/kube/trust-bundle.js';
 import { KubeCaBundlePatcher, WebhookCertificateManager } from '../../pkg/kube/webhook-certs.js';
 import { createLogger } from '../../pkg/telemetry/logger.js';
 import type { Logger } from '../../pkg/telemetry/logger.js';
@@ -145,6 +146,17 @@ async function start(config: ControllerConfig, log: Logger, running: Running): P
   const index = new PolicyIndex({ trustDomain: config.trustDomain });
   index.setTrustBundle(ca.trustBundlePem());
   closers.push(ca.onChange(() => index.setTrustBundle(ca.trustBundlePem())));
+  // Sidecars read their first trust bundle from this ConfigMap (projected by the injector).
+  const bundlePublisher = new TrustBundlePublisher({
+    clients,
+    namespaces: () => controller.admissionSnapshot().namespaces,
+    bundlePem: () => ca.trustBundlePem(),
+    isLeader: () => controller.isLeader(),
+    logger: log.child({ part: 'trust-bundle' }),
+  });
+  bundlePublisher.start();
+  closers.push(() => bundlePublisher.stop());
+  closers.push(ca.onChange(() => void bundlePublisher.sync()));
   let bindingsTimer: NodeJS.Timeout | undefined;
   const refreshBindings = (): void => {
     if (bindingsTimer !== undefined) return;

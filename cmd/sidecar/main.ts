@@ -100,7 +100,10 @@ const namespace = env('ERPGUARD_NAMESPACE');
 const trustDomain = env('ERPGUARD_TRUST_DOMAIN', 'cluster.local');
 const clusterDomain = env('ERPGUARD_CLUSTER_DOMAIN', 'cluster.local');
 const tokenFile = env('ERPGUARD_TOKEN_FILE', '/var/run/secrets/erpguard.io/serviceaccount/token');
-const trustBundleFile = env('ERPGUARD_TRUST_BUNDLE_FILE', '/var/run/secrets/erpguard.io/ca/ca.crt');
+const trustBundleFile = env(
+  'ERPGUARD_TRUST_BUNDLE_FILE',
+  '/var/run/secrets/erpguard.io/serviceaccount/ca.crt',
+);
 const logger = createLogger('sidecar', { fields: { module, namespace } });
 
 /**

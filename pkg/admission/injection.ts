@@ -32,6 +32,9 @@ export const TOKEN_VOLUME = 'erpguard-token';
 export const RUN_VOLUME = 'erpguard-run';
 export const TOKEN_DIR = '/var/run/secrets/erpguard.io/serviceaccount';
 export const TOKEN_FILE = `${TOKEN_DIR}/token`;
+/** ConfigMap the controller publishes in enforced namespaces (pkg/kube/trust-bundle.ts). */
+export const TRUST_BUNDLE_CONFIGMAP = 'erpguard-trust-bundle';
+export const TRUST_BUNDLE_FILE = `${TOKEN_DIR}/ca.crt`;
 export const RUN_DIR = '/var/run/erpguard';
 /** One hour: the kubelet rotates the token at 80 % of its life. */
 export const TOKEN_EXPIRATION_SECONDS = 3600;
@@ -81,6 +84,7 @@ export function sidecarEnv(module: string, config: AdmissionConfig): JsonMap[] {
     { name: 'ERPGUARD_OUTBOUND_PORT', value: String(OUTBOUND_PORT) },
     { name: 'ERPGUARD_ADMIN_PORT', value: String(ADMIN_PORT) },
     { name: 'ERPGUARD_TOKEN_FILE', value: TOKEN_FILE },
+    { name: 'ERPGUARD_TRUST_BUNDLE_FILE', value: TRUST_BUNDLE_FILE },
   ];
   if (config.sidecar.logLevel !== undefined) {
     env.push({ name: 'ERPGUARD_LOG_LEVEL', value: config.sidecar.logLevel });
@@ -139,6 +143,9 @@ export function tokenVolume(): JsonMap {
             path: 'token',
           },
         },
+        // The roots that vouch for the identity service, published per namespace by the
+        // controller: the sidecar needs them before it has a certificate of its own.
+        { configMap: { name: TRUST_BUNDLE_CONFIGMAP, items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
       ],
     },
   };

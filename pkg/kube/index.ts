@@ -14,3 +14,4 @@ export * from './token-review.js';
 export * from './writers.js';
 export * from './cli-cluster.js';
 export * from './webhook-certs.js';
+export * from './trust-bundle.js';

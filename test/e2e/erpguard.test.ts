@@ -531,6 +531,23 @@ describeCluster(
       expect(system.spec.initContainers ?? []).toHaveLength(0);
     }, 90_000);
 
+    it('publishes the workload trust bundle as a ConfigMap in the enforced namespace (for new sidecars)', async () => {
+      const trustBundlePem = await readFile(join(dir, 'ca', 'ca.crt'), 'utf8');
+      const published = await eventually('the erpguard-trust-bundle ConfigMap', async () => {
+        const r = await kubectl([
+          '-n',
+          NS,
+          'get',
+          'configmap',
+          'erpguard-trust-bundle',
+          '-o',
+          'jsonpath={.data.ca\\.crt}',
+        ]);
+        return r.code === 0 && r.stdout.includes('BEGIN CERTIFICATE') ? r.stdout : undefined;
+      });
+      expect(published.trim()).toBe(trustBundlePem.trim());
+    });
+
     it('issues a workload certificate for a real projected token, with the SPIFFE ID of the token ServiceAccount', async () => {
       const token = (sa: string): Promise<string> =>
         ok(['-n', NS, 'create', 'token', sa, '--audience', 'erpguard', '--duration', '10m']).then(
