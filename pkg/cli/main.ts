@@ -54,7 +54,7 @@ default to $ERPGUARD_REVIEWERS or 'erp-reviewers'. Exit 1 when any policy is not
     summary: 'Decide one call against a directory of policies',
     usage: `erpguard check --policies DIR --from SPIFFE_ID|MODULE --to MODULE
                  (--method M --path P | --grpc /package.Service/Method)
-                 [-n NAMESPACE] [--reviewers GROUPS] [--assume-approved] [--now TIME] [-o table|json]
+                 [-n NAMESPACE] [--trust-domain TD] [--reviewers GROUPS] [--assume-approved] [--now TIME] [-o table|json]
 
 Only verified policies are enforced, as in the sidecar; --assume-approved also counts policies
 whose only gap is a missing approval (to test a policy before review). A SPIFFE ID's service

@@ -218,9 +218,19 @@ const SPIFFE = /^spiffe:\/\/([^/]+)\/ns\/([^/]+)\/sa\/([^/]+)$/;
 export function parseCaller(
   text: string,
   defaultNamespace: string,
+  trustDomain = 'cluster.local',
 ): { module: string; namespace: string } {
   const spiffe = SPIFFE.exec(text);
-  if (spiffe) return { namespace: spiffe[2] ?? defaultNamespace, module: spiffe[3] ?? '' };
+  if (spiffe) {
+    // The sidecar refuses peers of another trust domain; so does check.
+    if (spiffe[1] !== trustDomain) {
+      throw new ErpguardError(
+        ErrorCode.InvalidArgument,
+        `--from ${JSON.stringify(text)} is not in trust domain ${JSON.stringify(trustDomain)} (set --trust-domain if yours differs)`,
+      );
+    }
+    return { namespace: spiffe[2] ?? defaultNamespace, module: spiffe[3] ?? '' };
+  }
   if (text.startsWith('spiffe:')) {
     throw new ErpguardError(
       ErrorCode.InvalidArgument,
@@ -275,6 +285,7 @@ export async function runCheck(args: readonly string[], io: CliIo): Promise<Exit
       reviewers: { type: 'string' },
       'reviewer-users': { type: 'string' },
       'assume-approved': { type: 'boolean' },
+      'trust-domain': { type: 'string' },
       now: { type: 'string' },
       output: { type: 'string', short: 'o' },
     },
@@ -285,6 +296,7 @@ export async function runCheck(args: readonly string[], io: CliIo): Promise<Exit
   const caller = parseCaller(
     requiredFlag(parsed, 'from'),
     stringFlag(parsed, 'namespace') ?? 'default',
+    stringFlag(parsed, 'trust-domain') ?? 'cluster.local',
   );
   const destination = requiredFlag(parsed, 'to');
   const call = callFrom(parsed, caller);

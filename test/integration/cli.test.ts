@@ -244,6 +244,16 @@ describe('erpguard check', () => {
     expect(result.stderr).toMatch(/--method M --path P/);
     const spiffe = await check('--from', 'spiffe://x/y', '--method', 'GET', '--path', '/');
     expect(spiffe.stderr).toMatch(/not a workload SPIFFE ID/);
+    const foreign = await check(
+      '--from',
+      'spiffe://evil.example/ns/erp/sa/crm',
+      '--method',
+      'GET',
+      '--path',
+      '/api/v1/customers',
+    );
+    expect(foreign.code).toBe(2);
+    expect(foreign.stderr).toMatch(/not in trust domain "cluster.local"/);
   });
 });
 
