@@ -23,6 +23,7 @@ import { specHash } from '../../pkg/policy/hash.js';
 import { createMetricsRegistry } from '../../pkg/telemetry/metrics.js';
 import type { Registry } from '../../pkg/telemetry/metrics.js';
 import { startControlPlane } from '../harness/control-plane.js';
+import { eventually, sleep } from '../harness/eventually.js';
 import type { ControlPlane } from '../harness/control-plane.js';
 
 const skip = process.env['ERPGUARD_SKIP_CLUSTER'] === '1';
@@ -36,31 +37,6 @@ const NS = 'erp';
 const REVIEWERS = { groups: ['erp-reviewers'] };
 /** Short Lease timing so the take-over test takes seconds, not 15 s. */
 const FAST_LEASE = { leaseDurationMs: 4_000, renewDeadlineMs: 3_000, retryPeriodMs: 500 };
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function eventually<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out waiting for ${what}${last === undefined ? '' : `: ${last instanceof Error ? last.message : JSON.stringify(last)}`}`,
-      );
-    }
-    await sleep(100);
-  }
-}
 
 interface Running {
   controller: Controller;

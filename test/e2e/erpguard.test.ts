@@ -32,6 +32,7 @@ import { methods, unary } from '../../pkg/proto/erpguard-proto.js';
 import { channelCredentials, channelOptions } from '../../pkg/workload-identity/tls.js';
 import { WorkloadIdentityClient } from '../../pkg/workload-identity/index.js';
 import { startControlPlane } from '../harness/control-plane.js';
+import { eventually } from '../harness/eventually.js';
 import type { CommandResult, ControlPlane } from '../harness/control-plane.js';
 
 const run = promisify(execFile);
@@ -45,31 +46,6 @@ const OWN_NS = 'erpguard-system';
 const NS = 'erp';
 const RELEASE = 'erpguard';
 const SAMPLES = join(ROOT, 'crds', 'samples', 'valid');
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function eventually<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out waiting for ${what}${last === undefined ? '' : `: ${last instanceof Error ? last.message : JSON.stringify(last)}`}`,
-      );
-    }
-    await sleep(200);
-  }
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
