@@ -123,12 +123,14 @@ function str(obj: Json, key: string, path: string, required: boolean): string | 
   return v;
 }
 
-function gvk(
+/** `{group, version, <last>}` (a GroupVersionKind or GroupVersionResource) at `obj[key]`. */
+function groupVersion<K extends 'kind' | 'resource'>(
   obj: Json,
   key: string,
   path: string,
   required: boolean,
-): GroupVersionKind | undefined {
+  last: K,
+): ({ group: string; version: string } & Record<K, string>) | undefined {
   const v = obj[key];
   if (v === undefined || v === null) {
     if (required) throw new ShapeError(`${path}.${key}`, 'is required');
@@ -139,29 +141,22 @@ function gvk(
   return {
     group: str(v, 'group', p, false) ?? '',
     version: str(v, 'version', p, true) ?? '',
-    kind: str(v, 'kind', p, true) ?? '',
-  };
+    [last]: str(v, last, p, true) ?? '',
+  } as { group: string; version: string } & Record<K, string>;
 }
 
-function gvr(
+const gvk = (
   obj: Json,
   key: string,
   path: string,
   required: boolean,
-): GroupVersionResource | undefined {
-  const v = obj[key];
-  if (v === undefined || v === null) {
-    if (required) throw new ShapeError(`${path}.${key}`, 'is required');
-    return undefined;
-  }
-  if (!isRecord(v)) throw new ShapeError(`${path}.${key}`, 'must be an object');
-  const p = `${path}.${key}`;
-  return {
-    group: str(v, 'group', p, false) ?? '',
-    version: str(v, 'version', p, true) ?? '',
-    resource: str(v, 'resource', p, true) ?? '',
-  };
-}
+): GroupVersionKind | undefined => groupVersion(obj, key, path, required, 'kind');
+const gvr = (
+  obj: Json,
+  key: string,
+  path: string,
+  required: boolean,
+): GroupVersionResource | undefined => groupVersion(obj, key, path, required, 'resource');
 
 function userInfo(obj: Json, path: string): UserInfo {
   const v = obj['userInfo'];
